@@ -1,0 +1,6 @@
+"""Lantian native kernels: Cython batch computations for the gateway.
+
+Each kernel `x` lives in `_x_c.pyx` (compiled) and `_x_py.py` (its pure-Python twin with
+the same names); a selector module `x.py` imports the compiled twin and falls back to the
+Python one. Set ``LANTIAN_PURE_PYTHON=1`` to force the pure-Python twins.
+"""
