@@ -34,12 +34,12 @@ def test_every_station_module_compiles_and_imports_from_mpy(tmp_path: Path) -> N
         dest = tmp_path / data.relative_to(ROOT)
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(data.read_bytes())
-    names = [
-        ".".join(rel.with_suffix("").parts).removesuffix(".__init__") for rel in modules
-    ]
-    script = "import sys\nsys.path.insert(0, '.')\n" + "".join(
-        f"import {name}\n" for name in names
-    ) + "print('imported', %d)\n" % len(names)
+    names = [".".join(rel.with_suffix("").parts).removesuffix(".__init__") for rel in modules]
+    script = (
+        "import sys\nsys.path.insert(0, '.')\n"
+        + "".join(f"import {name}\n" for name in names)
+        + "print('imported', %d)\n" % len(names)
+    )
     proc = subprocess.run(
         [micropython_binary(), "-c", script],
         cwd=tmp_path,
