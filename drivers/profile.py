@@ -169,9 +169,49 @@ class Profile:
     """
 
     def __init__(self):
-        # Use from_dict / load_profile; this only makes the attributes visible.
+        # Use from_dict / load_profile; this only declares the attributes (the type
+        # comments are for the check against the MicroPython stubs; no typing at run time).
         self.name = ""
+        self.title = ""
+        self.source = ""
+        self.notes = None  # type: str | None
+        self.baudrate = 0
+        self.bytesize = 0
+        self.parity = ""
+        self.stopbits = 0
+        self.default_address = 0
+        self.response_timeout_ms = 0
+        self.warmup_s = 0  # type: float
+        self.channels = []  # type: list
+        self.status = []  # type: list
+        self.info = []  # type: list
         self.channel_count = 0
+        self.channel_names = ()  # type: tuple
+        self.units = ()  # type: tuple
+        self.raw_units = ()  # type: tuple
+        self.gases = ()  # type: tuple
+        self.ranges = ()  # type: tuple
+        self.reads = []  # type: list
+        self.read_offsets = ()  # type: tuple
+        self.read_counts = ()  # type: tuple
+        self.image = array("H")
+        self.channel_index = ()  # type: tuple
+        self.channel_type = ()  # type: tuple
+        self.channel_low_word_first = ()  # type: tuple
+        self.channel_scale = ()  # type: tuple
+        self.channel_offset = ()  # type: tuple
+        self.channel_upper = ()  # type: tuple
+        self.channel_sentinel_first = ()  # type: tuple
+        self.channel_sentinel_second = ()  # type: tuple
+        self.channel_factor = ()  # type: tuple
+        self.channel_missing_nan = ()  # type: tuple
+        self.channel_status = ()  # type: tuple
+        self.status_index = ()  # type: tuple
+        self.status_is_codes = ()  # type: tuple
+        self.status_table = ()  # type: tuple
+        self.status_other = ()  # type: tuple
+        self.status_flags = []  # type: list
+        self.info_fields = ()  # type: tuple
 
     @classmethod
     def from_dict(cls, d, expected_name=None):
