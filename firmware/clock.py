@@ -143,7 +143,7 @@ class SimulatedClock(_ClockBase):
             raise ValueError("speed must be > 0")
         self.speed = speed
         self.synced = synced
-        self._start_ms = int(start_epoch) * 1000
+        self._start_ms = int(start_epoch * 1000)  # sub-second starts keep processes in step
         self._real0 = _real_ticks_ms()
 
     def _sim_elapsed_ms(self):
