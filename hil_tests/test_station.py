@@ -280,3 +280,45 @@ def test_power_loss_at_random_points_loses_at_most_the_record_in_flight(
         key = json.dumps(r, sort_keys=True)
         assert by_seq.setdefault(r["seq"], key) == key, f"seq {r['seq']} reused"
     assert rig.starts == kills + 1
+
+
+# ------------------------------------------------------------------ clock and safe mode
+def test_records_before_clock_sync_are_flagged_time_invalid(broker, subscriber, rig_factory):
+    rig = rig_factory(broker, [PM], unsynced=True)
+    wait_records(rig, subscriber, 2)
+    assert all(r["time_valid"] is False for r in records(rig, subscriber))
+
+
+def test_invalid_config_reports_safe_mode_instead_of_crash_looping(broker, subscriber, rig_factory):
+    bad = DeviceSpec("pm", "particulate", 1, 0, {"pm25": "pm25"})  # poll_s must be > 0
+    rig = rig_factory(broker, [bad])
+    subscriber.wait_for(lambda s: len(statuses(rig, s)) >= 1, 30, "safe-mode status")
+    st = statuses(rig, subscriber)[-1]
+    assert st["mode"] == "safe" and st["station"] == STATION, st
+    assert st["error"]["kind"] == "config" and st["error"]["field"] == "devices[0].poll_s", st
+    assert rig.alive(), "safe mode keeps running (and feeding the watchdog)"
+    assert not subscriber.on("/data")
+
+
+# ------------------------------------------------------------------ memory
+def test_heap_does_not_grow_over_1000_poll_cycles(broker, subscriber, rig_factory):
+    """Heap in use after gc.collect(), as the station reports it in its status, does not
+    grow after warm-up while the buses run 1000 poll cycles (records, signing, MQTT and
+    status included)."""
+    rig = rig_factory(broker, [PM, NOX], speed=90)
+
+    def polls(st: dict[str, Any]) -> int:
+        return sum(d["polls"] for d in st["buses"]["rs485a"]["devices"].values())
+
+    subscriber.wait_for(lambda s: len(statuses(rig, s)) >= 3, 60, "warm-up statuses")
+    base = statuses(rig, subscriber)[2]
+    subscriber.wait_for(
+        lambda s: polls(statuses(rig, s)[-1]) - polls(base) >= 1000, 120, "1000 poll cycles"
+    )
+    later = [st for st in statuses(rig, subscriber) if st["ts"] > base["ts"]]
+    growth = [st["heap_used"] - base["heap_used"] for st in later]
+    print(
+        f"heap after warm-up {base['heap_used']} B; growth over {polls(later[-1]) - polls(base)}"
+        f" polls: {growth}"
+    )
+    assert all(abs(g) <= 256 for g in growth), growth
