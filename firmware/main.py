@@ -31,6 +31,10 @@ from firmware.clock import SystemClock
 
 SAFE_MODE_STATUS_S = 60
 
+# The running Station, for a technician at the REPL: after Ctrl-C,
+# ``from firmware.main import station as st`` gives its calibration and status.
+station = None
+
 
 def _join(root, name):
     if not root:
@@ -80,6 +84,7 @@ async def _safe_mode(error, station, uplink, key, machine, clock):
 
 def run(root="", clock=None, machine=None, fs=None):
     """Boot the station found in ``root`` (config.json, key.bin) and run it forever."""
+    global station
     if machine is None:
         import machine as _machine
 
@@ -92,13 +97,13 @@ def run(root="", clock=None, machine=None, fs=None):
         key = _config.load_key(_join(root, "key.bin"))
     except (_config.ConfigError, OSError, ValueError) as e:
         print("lantian: SAFE MODE:", repr(e))
-        station, uplink = _config.safe_mode_uplink(cfg_path)
+        station_id, uplink = _config.safe_mode_uplink(cfg_path)
         key = None
         try:
             key = _config.load_key(_join(root, "key.bin"))
         except (OSError, ValueError):
             pass  # safe mode reports what it can; an unsigned status then
-        asyncio.run(_safe_mode(e, station, uplink, key, machine, clock))
+        asyncio.run(_safe_mode(e, station_id, uplink, key, machine, clock))
         return
     if hasattr(clock, "sync_ntp") and not clock.synced:
         clock.sync_ntp(cfg.time.get("ntp_host"))

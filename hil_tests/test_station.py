@@ -152,6 +152,9 @@ def test_one_signed_record_per_minute_with_the_emulators_values(broker, subscrib
     assert last["online"] is True and last["fw"] and last["ring"]["dropped"] == 0
     pm = last["buses"]["rs485a"]["devices"]["pm"]
     assert pm["ok"] > 0 and pm["timeouts"] == 0
+    # The supervisor fed the (shimmed) hardware watchdog: "<feeds> <ticks> <timeout> <pid>"
+    feeds = int((rig.root / "wdt").read_text().split()[0])
+    assert feeds > 0 and last["watchdog"]["stale_task"] is None, last["watchdog"]
 
 
 # ------------------------------------------------------------------ a sensor stops answering
