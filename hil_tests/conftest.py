@@ -4,6 +4,9 @@
   (started unless ``start=False``); everything it made is stopped after the test.
 - ``emulated_bus``: a factory for ``EmulatedBus`` objects to share one pty between
   several devices; stopped after the test.
+- ``broker``, ``subscriber``, ``rig_factory``: a real mosquitto, a subscriber to
+  ``lantian/v1/#`` on it, and a factory of ``StationRig`` (real firmware + emulators)
+  in simulated time from ``stationkit.T0``; all stopped after the test.
 - ``no_leaks`` (autouse): fails a test that leaves threads, file descriptors or child
   processes behind.
 """
@@ -14,12 +17,18 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from hil_tests.broker import Mosquitto
 from hil_tests.emulator import EmulatedBus, EmulatedSensor
+from hil_tests.rig import DeviceSpec, StationRig
 from hil_tests.signals import SimulatedClock
+from hil_tests.stationkit import STATION, T0
+from hil_tests.subscriber import Subscriber
 
 # 2023-11-14 22:13:20 UTC = 2023-11-15 06:13:20 local (UTC+8), a Wednesday
 EPOCH = 1_700_000_000.0
@@ -105,3 +114,40 @@ def emulated_bus():
     yield make
     for bus in reversed(made):
         bus.stop()
+
+
+# ---------------------------------------------------------------- stations end to end
+@pytest.fixture
+def broker() -> Iterator[Mosquitto]:
+    b = Mosquitto()
+    try:
+        b.start()
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture
+def subscriber(broker: Mosquitto) -> Iterator[Subscriber]:
+    s = Subscriber(broker.port, ["lantian/v1/#"])
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def rig_factory(tmp_path: Path) -> Iterator[Any]:
+    made: list[StationRig] = []
+
+    def make(
+        broker: Mosquitto, devices: list[DeviceSpec], speed: float = 60, **kw: Any
+    ) -> StationRig:
+        clock = SimulatedClock(start=T0, speed=speed)
+        rig = StationRig(tmp_path / f"st{len(made)}", STATION, broker.port, clock, devices, **kw)
+        made.append(rig)
+        return rig.start()
+
+    yield make
+    for rig in made:
+        rig.stop()
