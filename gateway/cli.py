@@ -4,6 +4,7 @@
     lantian gateway check-config --config FILE   load and check a config, print it
     lantian run / lantian check-config           the same, shorter (python -m gateway run)
     lantian provision / bundle / deploy ...      the deployer's tools (gateway/deploy/)
+    lantian calibrate / maintenance / calibrations   the technician's (gateway/technician.py)
     lantian results month --config FILE --station S --channel C --month 2024-01
     lantian results year  --config FILE --station S --channel C --year 2024
     lantian results plan  --config FILE --station S --day 2019-06-30
@@ -149,19 +150,23 @@ def _results(args: argparse.Namespace, cfg: GatewayConfig) -> int:
     return 0
 
 
-# Other teams' commands under the same `lantian` entry: the first word selects the
-# module's own ``main(argv)``, imported only when used.
+# The users' tools under the same `lantian` entry: the first word selects a
+# ``module:function(argv) -> int``, imported only when used.
 DELEGATED: dict[str, str] = {
-    "provision": "gateway.deploy.provision",
-    "bundle": "gateway.deploy.bundle",
-    "deploy": "gateway.deploy.deploy",
+    "provision": "gateway.deploy.provision:main",
+    "bundle": "gateway.deploy.bundle:main",
+    "deploy": "gateway.deploy.deploy:main",
+    "calibrate": "gateway.technician:calibrate_main",
+    "maintenance": "gateway.technician:maintenance_main",
+    "calibrations": "gateway.technician:calibrations_main",
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if words and words[0] in DELEGATED:
-        command: Any = importlib.import_module(DELEGATED[words[0]]).main
+        module, _, function = DELEGATED[words[0]].partition(":")
+        command: Any = getattr(importlib.import_module(module), function)
         return int(command(words[1:]))
     args = _parser().parse_args(words)
     if args.group in ("run", "check-config"):
