@@ -99,10 +99,10 @@ test-py: setup
 
 test: lint types mpy test-py
 
+# Issue 7: kernel, firmware and replay figures against their baselines, medians of 5
+# runs, into bench/results.json and a table (docs/performance.md says what each means).
 bench: setup
-	@echo "bench: not built yet (issue 7). It will write bench/results.json with the kernel,"
-	@echo "       ingest, firmware and replay ratios against their named baselines."
-	@exit 1
+	$(PY) -m bench
 
 demo: setup
 	@echo "demo: not built yet (issue 5). It will start an embedded MQTT broker, three"
