@@ -9,4 +9,7 @@ Kernels:
 - `native.aggregate`: minute → hour → day averages with GB 3095 validity counts and the
   reason of every invalid hour (HJ 212 flags), O3 8-hour moving averages and the HJ 663
   daily maximum 8-hour average, the HJ 663 percentile.
+- `native.aqi`: HJ 633 IAQI over arrays of concentrations (both generations, exact
+  ceilings and GB/T 8170 rounding, the > 800 rules), AQI and primary pollutants over
+  indicators, good-day counts.
 """
