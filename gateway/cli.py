@@ -159,6 +159,9 @@ DELEGATED: dict[str, str] = {
     "calibrate": "gateway.technician:calibrate_main",
     "maintenance": "gateway.technician:maintenance_main",
     "calibrations": "gateway.technician:calibrations_main",
+    "status": "gateway.status:main",
+    "report": "gateway.report:main",
+    "serve-status": "gateway.web:main",
 }
 
 

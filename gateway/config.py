@@ -130,6 +130,14 @@ class BatchConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebConfig:
+    """The read-only status page (gateway/web.py); ``port = 0`` turns it off."""
+
+    host: str = "127.0.0.1"
+    port: int = 8780
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     """The whole configuration (see docs/gateway.md for each key)."""
 
@@ -148,6 +156,7 @@ class GatewayConfig:
     thresholds: tuple[ThresholdBinding, ...] = ()
     plan: Plan | None = DEFAULT_PLAN
     source: Path | None = None
+    web: WebConfig = field(default_factory=WebConfig)
 
     def pollutant(self, channel: str) -> str | None:
         """The pollutant a channel measures, or None when it is not mapped."""
@@ -276,6 +285,7 @@ def config_from_mapping(
     thresholds = _thresholds(data.get("thresholds", []), channels)
 
     plan = _plan(top.section("plan"))
+    web = _web(top.section("web"))
     top.done()
     return GatewayConfig(
         gateway_id=gateway_id,
@@ -293,7 +303,17 @@ def config_from_mapping(
         thresholds=thresholds,
         plan=plan,
         source=source,
+        web=web,
     )
+
+
+def _web(s: _Section) -> WebConfig:
+    host = s.get("host", str, WebConfig().host)
+    port = s.get("port", int, WebConfig().port)
+    if not 0 <= port < 65536:
+        raise ConfigError("web.port", f"must be 0 (off) or 1..65535, got {port}")
+    s.done()
+    return WebConfig(host, port)
 
 
 def _mqtt(s: _Section) -> MqttConfig:

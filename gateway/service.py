@@ -10,6 +10,8 @@ main                the results engine and its Store connection; the status
 lantian-ingest      ``gateway.ingest.IngestClient.serve``: its own Store
                     connection, batched transactions, acknowledgement after commit
 lantian-outbox      the outbox feeder (plus paho's network threads)
+lantian-status      gateway/status.py: stations' retained status -> station_status
+lantian-web         gateway/web.py: the read-only status page ([web] port, 0 = off)
 ==================  ===========================================================
 
 SQLite in WAL mode lets them work side by side. The engine wakes when the ingest commits
@@ -39,7 +41,9 @@ from gateway.config import GatewayConfig
 from gateway.counters import Counters
 from gateway.logging import get_logger, log_event
 from gateway.results import ResultsEngine
+from gateway.status import StatusListener
 from gateway.store import Store
+from gateway.web import StatusPage
 from native import aggregate
 
 VERSION: Final = "0.1.0"
@@ -71,6 +75,7 @@ class GatewayService:
         self._ingest_client: Any = None
         self._ingest_ready = threading.Event()
         self._ingest_error: BaseException | None = None
+        self.status_page: StatusPage | None = None
 
     # ------------------------------------------------------------ run
     def run(self, stop: threading.Event) -> int:
@@ -112,11 +117,26 @@ class GatewayService:
                 store, cfg, clock=self.clock, counters=self.counters, on_enqueued=publisher.notify
             )
             publisher.start()
+            # The operator's side (gateway/status.py, gateway/web.py): the stations'
+            # retained status into station_status, and the read-only status page.
+            listener = (
+                StatusListener.for_config(cfg, self.counters, self.clock)
+                if cfg.ingest_enabled
+                else None
+            )
+            self.status_page = StatusPage.for_config(cfg, self.counters.snapshot, self.clock)
             try:
                 if cfg.ingest_enabled:
                     self._start_ingest()
+                if listener is not None:
+                    listener.start()
+                self._start_status_page()
                 self._loop(engine, publisher, store, stop)
             finally:
+                if self.status_page is not None:
+                    self.status_page.stop()
+                if listener is not None:
+                    listener.stop()
                 self._stop_ingest()
                 with contextlib.suppress(Exception):
                     engine.step()
@@ -151,6 +171,19 @@ class GatewayService:
                 publisher.publish_status(self.status_payload(store))
             self._wake.wait(cfg.batch.engine_interval_s)
             self._wake.clear()
+
+    def _start_status_page(self) -> None:
+        """Serve the status page; a taken port is logged, not fatal (data comes first)."""
+        if self.status_page is None:
+            return
+        try:
+            self.status_page.start()
+        except OSError as error:
+            self.counters.inc("web.bind_failed")
+            log_event(self.log, 40, "status_page_failed", error=str(error))
+            self.status_page = None
+        else:
+            log_event(self.log, 20, "status_page_started", url=self.status_page.url)
 
     def wake(self) -> None:
         """Run the engine now (ingest committed a batch, or a stop was requested)."""
