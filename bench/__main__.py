@@ -4,8 +4,9 @@
     python -m bench --quick --out X.json # tiny sizes, for the smoke test (no timing claims)
     python -m bench --only kernel,firmware
 
-Sections: ``kernel`` (bench/kernel.py), ``ingest`` (not built yet: a placeholder),
-``firmware`` (bench/firmware.py on MicroPython), ``replay`` (bench/replay.py). Every
+Sections: ``kernel`` (bench/kernel.py), ``ingest`` (bench/ingest.py, gateway against a
+bare paho subscriber on a real mosquitto), ``firmware`` (bench/firmware.py on
+MicroPython), ``replay`` (bench/replay.py). Every
 figure is the median of ``--runs`` runs (at least 5 unless asked otherwise; the quick
 replay runs once). docs/performance.md explains each figure.
 """
@@ -20,20 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import firmware, kernel, replay
+from bench import firmware, ingest, kernel, replay
 from bench.report import machine_info, render_table
 from tests.tooling import ROOT
 
 SECTIONS = ("kernel", "ingest", "firmware", "replay")
 DEFAULT_OUT = ROOT / "bench" / "results.json"
-
-
-def ingest_placeholder() -> dict[str, Any]:
-    """Issue 7 item 2 (gateway ingest: records/s through verify, validate, de-duplicate,
-    store, aggregate, against a bare paho subscriber on the same broker; field
-    ``ingest.pipeline_over_bare``) is added by the lead once the gateway ingest exists.
-    Until then the section says so instead of carrying a number."""
-    return {"status": "not built yet"}
 
 
 def _log(message: str) -> None:
@@ -67,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     runners: dict[str, Callable[[], dict[str, Any]]] = {
         "kernel": lambda: kernel.run(quick=args.quick, runs=args.runs, log=_log),
-        "ingest": ingest_placeholder,
+        "ingest": lambda: ingest.run(quick=args.quick, runs=args.runs, log=_log),
         "firmware": lambda: firmware.run(quick=args.quick, runs=args.runs),
         "replay": lambda: replay.run(quick=args.quick, runs=args.runs, log=_log),
     }

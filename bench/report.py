@@ -65,6 +65,16 @@ def _command_line(argv: list[str]) -> str | None:
     return lines[0] if lines else None
 
 
+def _native_simd() -> str | None:
+    """The vectorised loop the compiled kernel picked on this CPU (avx2, sse2, none)."""
+    try:
+        from native import _aggregate_c
+    except ImportError:
+        return None
+    level: str = _aggregate_c._simd()
+    return level
+
+
 def machine_info() -> dict[str, Any]:
     """What the figures depend on: CPU, cores, memory, interpreters and library versions,
     and the OpenBLAS variables this machine may set (the element-wise kernels do not use
@@ -90,6 +100,7 @@ def machine_info() -> dict[str, Any]:
         ),
         "mosquitto": _command_line([mosquitto, "-h"]),
         "native_kernel": aggregate.IMPLEMENTATION,
+        "native_simd": _native_simd(),
         "env": {name: os.environ.get(name) for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")},
     }
 
@@ -105,7 +116,9 @@ ROWS: tuple[tuple[str, str, str, str, str], ...] = (
     ("kernel", "pandas_over_native", "x", "{:.1f}", ""),
     ("kernel", "numpy_over_native", "x", "{:.3f}", ""),
     ("kernel", "native_over_floor", "x", "{:.3f}", ""),
-    ("ingest", "pipeline_over_bare", "x", "{:.2f}", "gateway ingest / bare paho"),
+    ("ingest", "pipeline_records_per_s", "rec/s", "{:.0f}", "verify+validate+dedup+store+hours"),
+    ("ingest", "bare_records_per_s", "rec/s", "{:.0f}", "bare paho, same broker, QoS 1"),
+    ("ingest", "pipeline_over_bare", "x", "{:.3f}", "gateway ingest / bare paho"),
     ("firmware", "cpu_us_per_poll", "us", "{:.1f}", "MicroPython unix port, NOx analyser"),
     ("firmware", "cpu_over_wire_9600", "", "{:.5f}", "CPU / wire time incl. 2 x t3.5"),
     ("firmware", "cpu_over_wire_115200", "", "{:.4f}", ""),

@@ -204,6 +204,91 @@ def schema_error(validator: Any, doc: object) -> str | None:
     return f"{where}: {err.message}"
 
 
+# ---------------------------------------------------------------- minute-record fast path
+
+_MINUTE_KEYS = frozenset(
+    ("v", "type", "station", "seq", "ts", "interval", "time_valid", "fw", "cal", "ch")
+)
+_CHANNEL_KEYS = frozenset(("mean", "min", "max", "n", "exp", "flag", "unit"))
+_NAME = re.compile(r"[a-z0-9_-]{1,32}")
+_FW = re.compile(r"[0-9A-Za-z.+_-]{1,32}")
+_UNIT_BAD = re.compile("[\u0000-\u001f\u007f\ud800-\udfff]")
+_FLAGS = frozenset("NTFMSDCB")
+_INT64_MAX = 9223372036854775807
+MINUTE_SCHEMA_SHA256 = "9ed73950a94a7337b4d212bbffac429350672a045b2e9d7a2dbb3cc04e6fc896"
+"""sha256 of docs/schemas/minute-record.schema.json as canonical JSON (sorted keys): the
+schema :func:`minute_record_ok` was written for. Any other schema turns the fast path off."""
+
+
+def schema_sha256(schema: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()
+
+
+def _number(x: object) -> bool:
+    t = type(x)
+    return t is float or t is int  # parse_body makes finite floats and ints only
+
+
+def minute_record_ok(doc: object) -> bool:
+    """True only when ``doc`` is certainly valid under minute-record.schema.json (the
+    exact rules of that schema, written out: about 30x faster than jsonschema on a
+    record). False means "not sure": the caller then runs the full validator, which
+    decides and explains. It never says True for a document the schema rejects: it
+    accepts only exact Python types (int, float, str, bool, dict as parse_body makes
+    them) and checks every keyword of the schema."""
+    if type(doc) is not dict or doc.keys() != _MINUTE_KEYS:
+        return False
+    v, seq, ts, interval, cal = doc["v"], doc["seq"], doc["ts"], doc["interval"], doc["cal"]
+    station, fw, ch = doc["station"], doc["fw"], doc["ch"]
+    if not (
+        type(v) is int
+        and v == 1
+        and doc["type"] == "minute"
+        and type(doc["type"]) is str
+        and type(station) is str
+        and _NAME.fullmatch(station)
+        and type(seq) is int
+        and 1 <= seq <= _INT64_MAX
+        and type(ts) is int
+        and 0 <= ts <= 253402300740
+        and ts % 60 == 0
+        and type(interval) is int
+        and interval == 60
+        and type(doc["time_valid"]) is bool
+        and type(fw) is str
+        and _FW.fullmatch(fw)
+        and type(cal) is int
+        and 0 <= cal <= _INT64_MAX
+        and type(ch) is dict
+        and 1 <= len(ch) <= 64
+    ):
+        return False
+    for name, c in ch.items():
+        if type(c) is not dict or c.keys() != _CHANNEL_KEYS:
+            return False
+        n, exp, flag, unit = c["n"], c["exp"], c["flag"], c["unit"]
+        mean, lo, hi = c["mean"], c["min"], c["max"]
+        if not (
+            _NAME.fullmatch(name)
+            and type(n) is int
+            and type(exp) is int
+            and 0 <= n <= exp <= 65535
+            and type(flag) is str
+            and flag in _FLAGS
+            and (n >= 1 or flag not in ("N", "T"))
+            and type(unit) is str
+            and 1 <= len(unit) <= 16
+            and not _UNIT_BAD.search(unit)
+        ):
+            return False
+        if n == 0:
+            if not (mean is None and lo is None and hi is None):
+                return False
+        elif not (_number(mean) and _number(lo) and _number(hi) and lo <= hi):
+            return False
+    return True
+
+
 # ---------------------------------------------------------------- JSON parsing
 
 
@@ -274,6 +359,9 @@ class Ingestor:
         self.max_future_s = max_future_s
         self.max_past_s = max_past_s
         self._validator = validator_for(MINUTE_SCHEMA, schema_dir)
+        # the hand-written check, only for the schema it was written for
+        fast = schema_sha256(self._validator.schema) == MINUTE_SCHEMA_SHA256
+        self._fast_ok: Callable[[object], bool] | None = minute_record_ok if fast else None
         self._topic_head = self.prefix + "/station/"
         self._records: dict[tuple[str, int], ParsedRecord] = {}
         self._dead: list[DeadLetter] = []
@@ -378,7 +466,8 @@ class Ingestor:
             doc = parse_body(body)
         except (ValueError, RecursionError) as e:
             raise _Reject(MALFORMED_JSON, _clip(str(e))) from None
-        problem = schema_error(self._validator, doc)
+        fast_ok = self._fast_ok is not None and self._fast_ok(doc)
+        problem = None if fast_ok else schema_error(self._validator, doc)
         if problem is not None:
             raise _Reject(SCHEMA, _clip(problem))
         if not isinstance(doc, dict):  # the schema says "object"; this narrows the type

@@ -58,8 +58,15 @@ def free_port() -> int:
 class Mosquitto:
     """One mosquitto process on 127.0.0.1:``port``; a context manager that always stops it."""
 
-    def __init__(self, port: int | None = None, start_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        start_timeout: float = 10.0,
+        *,
+        max_queued_messages: int = 10000,
+    ) -> None:
         self.binary = find_mosquitto()
+        self.max_queued_messages = max_queued_messages
         self.port = port or free_port()
         self.start_timeout = start_timeout
         self._tmp = tempfile.TemporaryDirectory(prefix="lantian-mosquitto-")
@@ -93,8 +100,9 @@ class Mosquitto:
             "connection_messages true",
             "log_timestamp true",
             # Outage tests queue more than the default 1000 messages per client only if
-            # they run long; keep the queue limit explicit and large.
-            "max_queued_messages 10000",
+            # they run long; keep the queue limit explicit and large (the ingest bench
+            # queues its whole stream per session: it asks for more).
+            f"max_queued_messages {self.max_queued_messages}",
         ]
         if os.geteuid() == 0:
             # Run as root, mosquitto would switch to the `mosquitto` user, which cannot
