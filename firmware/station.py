@@ -176,6 +176,7 @@ class Station:
         self.nonces = sign.NonceCache(64)
         self.commands = []  # type: list
         self.commands_dropped = 0
+        self.messages_foreign = 0
         self.commands_refused = 0
         self.commands_done = 0
         self.records_too_large = 0
@@ -318,6 +319,7 @@ class Station:
                 "done": self.commands_done,
                 "refused": self.commands_refused,
                 "dropped": self.commands_dropped,
+                "foreign": self.messages_foreign,
             },
             "watchdog": self.supervisor.status(),
         }
@@ -336,6 +338,12 @@ class Station:
 
     # ------------------------------------------------------------ commands
     def _on_message(self, topic, payload, retained, dup):
+        # Only the command topic is subscribed, but a broker may still deliver others
+        # (amqtt 0.12 sends retained messages of other clients' subscriptions): count
+        # and ignore them rather than audit them as refused commands.
+        if bytes(topic) != self.topic_cmd:
+            self.messages_foreign += 1
+            return
         # payload is a view into the client's receive buffer: copy it.
         if len(self.commands) >= 8:
             self.commands_dropped += 1

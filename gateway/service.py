@@ -238,7 +238,9 @@ class GatewayService:
             keys_module = importlib.import_module("gateway.keys")
             keys = keys_module.KeyStore.load(cfg.keys_path)
             with Store(cfg.db_path) as store:
-                ingestor = ingest.Ingestor(store, keys, self.counters, prefix=cfg.mqtt.prefix)
+                ingestor = ingest.Ingestor(
+                    store, keys, self.counters, now=self.clock, prefix=cfg.mqtt.prefix
+                )
                 client = ingest.IngestClient(
                     cfg.mqtt.host,
                     cfg.mqtt.port,

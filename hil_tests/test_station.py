@@ -247,7 +247,12 @@ def test_heap_does_not_grow_over_1000_poll_cycles(broker, subscriber, rig_factor
     later = [st for st in statuses(rig, subscriber) if st["ts"] > base["ts"]]
     growth = [st["heap_used"] - base["heap_used"] for st in later]
     print(
-        f"heap after warm-up {base['heap_used']} B; growth over {polls(later[-1]) - polls(base)}"
-        f" polls: {growth}"
+        f"heap after warm-up {base['heap_used']} B; growth over"
+        f" {polls(later[-1]) - polls(base)} polls: {growth}"
     )
-    assert all(abs(g) <= 256 for g in growth), growth
+    # A status is built while other tasks may hold a short-lived object (a message in
+    # flight, a timeout task), so one sample can sit above the floor; a leak raises the
+    # floor itself. Compare the floor of the last five statuses with the start.
+    assert len(later) >= 5
+    assert abs(min(growth[-5:])) <= 256, growth
+    assert sum(1 for g in growth if abs(g) > 256) <= len(growth) // 10, growth
