@@ -1051,7 +1051,10 @@ class EmulatedBus:
         self._inner_waiter = loop.create_future()
         os.write(self._inner, frame)
         try:
-            return await asyncio.wait_for(self._inner_waiter, self.INNER_TIMEOUT_S)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel
+            # that arrives as the answer completes, and stop() then hangs on the worker.
+            async with asyncio.timeout(self.INNER_TIMEOUT_S):
+                return await self._inner_waiter
         except TimeoutError:
             return None
         finally:
