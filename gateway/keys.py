@@ -141,7 +141,7 @@ class KeyStore:
         with self._lock:
             keys = dict(self._keys)
             keys[station] = bytes(key)
-            _write_atomic(self.path, _dump(keys))
+            write_private(self.path, _dump(keys))
             self._keys = keys
 
     def __repr__(self) -> str:  # never the keys themselves
@@ -179,7 +179,10 @@ def _dump(keys: dict[str, bytes]) -> bytes:
     return (json.dumps(doc, indent=1) + "\n").encode()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``path`` atomically with mode 0600 whatever the umask: a temp file in the same
+    folder, fsync, rename, fsync the folder. Used for every secret file (key store,
+    device keys)."""
     folder = path.parent
     tmp = folder / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)

@@ -58,6 +58,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.keys import write_private
+
 BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
 MAIN_PY = b"from firmware.main import run\nrun()\n"
@@ -425,15 +427,6 @@ class BuiltBundle:
     warnings: list[str]
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-
-
 def build_bundle(
     config: Path,
     out: Path | None = None,
@@ -465,7 +458,7 @@ def build_bundle(
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(data, dest)
         (stage / "config.json").write_bytes(config.read_bytes())
-        _write_private(stage / "key.bin", key.read_bytes())
+        write_private(stage / "key.bin", key.read_bytes())
         (stage / "main.py").write_bytes(MAIN_PY)
         built = _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
         meta = {

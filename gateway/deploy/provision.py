@@ -19,9 +19,7 @@ give one with ``--station``, or a prefix with ``--prefix`` and a random suffix i
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import re
 import secrets
 import sys
@@ -30,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.keys import KeyStore, KeyStoreError
+from gateway.keys import KeyStore, KeyStoreError, write_private
 
 KEY_BYTES = 32
 STATION_MAX = 32
@@ -123,25 +121,6 @@ def new_station_id(prefix: str, taken: set[str] | frozenset[str] = frozenset()) 
         if station not in taken:
             return station
     raise ProvisionError(f"no free station id with prefix {prefix!r} after 100 draws")
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``path`` atomically with mode 0600 whatever the umask (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
