@@ -16,15 +16,19 @@ from native import _aggregate_py
 TWIN_NAMES = ("cython", "python")
 
 
-def compiled_twin() -> ModuleType:
-    """`native._aggregate_c`, or a test failure saying how to build it."""
+def compiled(kernel: str = "aggregate") -> ModuleType:
+    """`native._<kernel>_c`, or a test failure saying how to build it."""
     try:
-        return importlib.import_module("native._aggregate_c")
+        return importlib.import_module(f"native._{kernel}_c")
     except ImportError as error:
         pytest.fail(
-            f"the compiled twin native._aggregate_c does not import ({error}); "
+            f"the compiled twin native._{kernel}_c does not import ({error}); "
             "run `make setup` (it builds native/*.pyx in place)"
         )
+
+
+def compiled_twin() -> ModuleType:
+    return compiled("aggregate")
 
 
 def load_twin(name: str) -> ModuleType:

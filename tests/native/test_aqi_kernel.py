@@ -9,7 +9,6 @@ float, including those one ulp either side of every ceiling threshold and roundi
 
 from __future__ import annotations
 
-import importlib
 import math
 from decimal import Decimal
 from types import ModuleType
@@ -33,6 +32,7 @@ from native.aqi import (
     RULE_INTERPOLATED,
     KernelInputError,
 )
+from tests.native.conftest import compiled
 
 NAN = math.nan
 I32 = npt.NDArray[np.int32]
@@ -50,14 +50,7 @@ REF_RULES = {
 
 
 def compiled_aqi() -> ModuleType:
-    """`native._aqi_c`, or a test failure saying how to build it."""
-    try:
-        return importlib.import_module("native._aqi_c")
-    except ImportError as error:
-        pytest.fail(
-            f"the compiled twin native._aqi_c does not import ({error}); "
-            "run `make setup` (it builds native/*.pyx in place)"
-        )
+    return compiled("aqi")
 
 
 @pytest.fixture(scope="session", params=("cython", "python"))
